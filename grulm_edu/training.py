@@ -1,0 +1,439 @@
+"""Optimizer, train step, evaluation and the `fit` loop.
+
+The optimizer is an optax chain: global-norm clipping, then AdamW whose
+learning rate follows linear warmup and cosine decay
+(`optax.warmup_cosine_decay_schedule`). Schedule lengths count optimizer
+updates. Weight decay applies to weight matrices only: biases never decay,
+and neither do embedding rows, because decoupled decay shrinks every row on
+every update while a rare character's row gets a gradient only when that
+character appears, so rare characters would fade toward zero.
+
+A step whose loss or gradient norm is not finite is skipped: parameters and
+optimizer state stay bit-identical and the skip is counted. Left out here:
+gradient accumulation and mixed precision.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from grulm_edu.data import Batches, epoch_order
+from grulm_edu.losses import masked_loss_sum, token_cross_entropy
+from grulm_edu.model import forward
+
+__all__ = [
+    "TrainConfig",
+    "TrainState",
+    "History",
+    "NonFiniteError",
+    "make_schedule",
+    "decay_mask",
+    "make_optimizer",
+    "init_state",
+    "make_train_step",
+    "make_eval_fn",
+    "evaluate",
+    "fit",
+    "run_keys",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one training run. Step counts are optimizer updates."""
+
+    batch_size: int = 32
+    seq_len: int = 128
+    num_steps: int = 2000
+    learning_rate: float = 3e-3
+    warmup_steps: int = 100
+    final_lr_fraction: float = 0.1
+    weight_decay: float = 0.1
+    clip_norm: float = 1.0
+    b1: float = 0.9
+    b2: float = 0.99
+    dropout_rate: float = 0.0
+    log_interval: int = 100
+    eval_batches: int = 16
+    max_consecutive_skips: int = 10
+    seed: int = 0
+
+    def __post_init__(self):
+        positive_ints = ("batch_size", "seq_len", "num_steps", "log_interval", "eval_batches", "max_consecutive_skips")
+        for name in positive_ints:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
+        if self.warmup_steps >= self.num_steps:
+            raise ValueError(
+                f"warmup_steps ({self.warmup_steps}) must be smaller than num_steps "
+                f"({self.num_steps}); shorten the warmup or train longer"
+            )
+        checks = {
+            "learning_rate": self.learning_rate > 0,
+            "final_lr_fraction": 0 <= self.final_lr_fraction <= 1,
+            "weight_decay": self.weight_decay >= 0,
+            "clip_norm": self.clip_norm > 0,
+            "b1": 0 <= self.b1 < 1,
+            "b2": 0 <= self.b2 < 1,
+            "dropout_rate": 0 <= self.dropout_rate < 1,
+        }
+        ranges = {
+            "learning_rate": "> 0",
+            "final_lr_fraction": "in [0, 1]",
+            "weight_decay": ">= 0",
+            "clip_norm": "> 0",
+            "b1": "in [0, 1)",
+            "b2": "in [0, 1)",
+            "dropout_rate": "in [0, 1)",
+        }
+        for name, ok in checks.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok:
+                raise ValueError(f"{name} must be a finite number {ranges[name]}, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TypeError(f"seed must be an int, got {self.seed!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class TrainState(NamedTuple):
+    """Everything that changes during training, as one pytree."""
+
+    params: dict
+    opt_state: optax.OptState
+    step: jax.Array  # batches processed, skipped ones included
+    updates: jax.Array  # optimizer updates applied; the schedule's clock
+    skipped: jax.Array  # steps skipped for non-finite loss or gradients
+
+
+class NonFiniteError(FloatingPointError):
+    """Training stopped after too many consecutive non-finite steps.
+
+    Attributes `state` (the last good parameters) and `history` keep the run so far.
+    """
+
+    def __init__(self, message, state, history):
+        super().__init__(message)
+        self.state = state
+        self.history = history
+
+
+def run_keys(seed: int) -> dict[str, jax.Array]:
+    """Split one root seed into one key per purpose: init, data order, dropout, sampling."""
+    names = ("init", "data", "dropout", "sample")
+    return dict(zip(names, jax.random.split(jax.random.key(seed), len(names))))
+
+
+def make_schedule(config: TrainConfig) -> optax.Schedule:
+    """Linear warmup from 0 to the peak rate, then cosine decay to ``final_lr_fraction`` of it."""
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0,
+        peak_value=config.learning_rate,
+        warmup_steps=config.warmup_steps,
+        decay_steps=config.num_steps,
+        end_value=config.learning_rate * config.final_lr_fraction,
+    )
+
+
+def decay_mask(params: dict) -> dict:
+    """True for the weight matrices that AdamW decays: GRU and head weights, not biases or embeddings."""
+    mask = jax.tree_util.tree_map(lambda x: x.ndim >= 2, params)
+    mask["embed"] = False
+    return mask
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """Global-norm clipping followed by AdamW on the warmup + cosine schedule."""
+    return optax.chain(
+        optax.clip_by_global_norm(config.clip_norm),
+        optax.adamw(
+            make_schedule(config),
+            b1=config.b1,
+            b2=config.b2,
+            weight_decay=config.weight_decay,
+            mask=decay_mask,
+        ),
+    )
+
+
+def init_state(params: dict, optimizer: optax.GradientTransformation) -> TrainState:
+    zero = jnp.zeros((), jnp.int32)
+    return TrainState(params, optimizer.init(params), zero, zero, zero)
+
+
+def batch_loss(params: dict, tokens: jax.Array, mask: jax.Array, dropout_rate: float = 0.0, key=None):
+    """Mean cross-entropy of one batch ``tokens (B, T+1)`` under ``mask (B, T)``."""
+    logits, _ = forward(params, tokens[:, :-1], dropout_rate=dropout_rate, key=key)
+    total, count = masked_loss_sum(token_cross_entropy(logits, tokens[:, 1:]), mask)
+    return total / count
+
+
+def make_train_step(config: TrainConfig, optimizer: optax.GradientTransformation) -> Callable:
+    """Build the jitted ``train_step(state, tokens, mask, key) -> (state, metrics)``.
+
+    `metrics` holds the loss, the gradient norm before clipping, the learning
+    rate of this update and whether the update was skipped.
+    """
+    schedule = make_schedule(config)
+
+    @jax.jit
+    def train_step(state: TrainState, tokens, mask, key):
+        loss, grads = jax.value_and_grad(batch_loss)(state.params, tokens, mask, config.dropout_rate, key)
+        grad_norm = optax.tree.norm(grads)
+        updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
+        new_params = optax.apply_updates(state.params, updates)
+
+        # Keep the old state, bit for bit, when anything is inf or nan.
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        params, opt_state = jax.tree_util.tree_map(
+            lambda new, old: jnp.where(finite, new, old),
+            (new_params, new_opt_state),
+            (state.params, state.opt_state),
+        )
+        metrics = {
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "lr": schedule(state.updates),
+            "skipped": ~finite,
+        }
+        new_state = TrainState(
+            params,
+            opt_state,
+            state.step + 1,
+            state.updates + finite.astype(jnp.int32),
+            state.skipped + (~finite).astype(jnp.int32),
+        )
+        return new_state, metrics
+
+    return train_step
+
+
+def make_eval_fn() -> Callable:
+    """Build the jitted ``eval_fn(params, tokens, mask) -> (summed nats, token count)``."""
+
+    @jax.jit
+    def eval_fn(params, tokens, mask):
+        logits, _ = forward(params, tokens[:, :-1])
+        return masked_loss_sum(token_cross_entropy(logits, tokens[:, 1:]), mask)
+
+    return eval_fn
+
+
+_EVAL_FN = make_eval_fn()
+
+
+def evaluate(params: dict, batches: Batches, max_batches: int | None = None) -> dict:
+    """Score `batches` and return ``{"loss", "perplexity", "tokens", "total_nats"}``.
+
+    The loss is the token-weighted mean in nats over every unmasked target (or
+    over the first `max_batches` batches); perplexity is its ``exp``.
+    """
+    n = len(batches) if max_batches is None else min(max_batches, len(batches))
+    total, count = 0.0, 0.0
+    for i in range(n):
+        batch_total, batch_count = _EVAL_FN(params, batches.tokens[i], batches.mask[i])
+        # The host waits here for the device; summing in float64 on the host
+        # keeps the total exact enough over hundreds of batches.
+        total += float(batch_total)
+        count += float(batch_count)
+    loss = total / count
+    return {"loss": loss, "perplexity": math.exp(loss), "tokens": int(count), "total_nats": total}
+
+
+@dataclasses.dataclass
+class History:
+    """Per-step and per-evaluation records of a run, as NumPy arrays."""
+
+    step: np.ndarray
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    lr: np.ndarray
+    skipped: np.ndarray
+    tokens_per_s: np.ndarray
+    eval_step: np.ndarray
+    val_loss: np.ndarray
+    compile_seconds: float = 0.0
+    interrupted: bool = False
+
+    @classmethod
+    def from_records(cls, steps: list[dict], evals: list[tuple[int, float]], **extra) -> History:
+        def column(name, dtype):
+            return np.array([r[name] for r in steps], dtype=dtype)
+
+        return cls(
+            step=column("step", np.int64),
+            loss=column("loss", np.float32),
+            grad_norm=column("grad_norm", np.float32),
+            lr=column("lr", np.float32),
+            skipped=column("skipped", bool),
+            tokens_per_s=column("tokens_per_s", np.float64),
+            eval_step=np.array([s for s, _ in evals], np.int64),
+            val_loss=np.array([v for _, v in evals], np.float64),
+            **extra,
+        )
+
+
+def _format_line(step, num_steps, loss, val_loss, grad_norm, lr, tokens_per_s) -> str:
+    width = len(str(num_steps))
+    val = f"{val_loss:.4f}" if val_loss is not None else "   -  "
+    return (
+        f"step {step:>{width}}/{num_steps} | loss {loss:.4f} | val {val} | "
+        f"grad {grad_norm:7.4f} | lr {lr:.2e} | {tokens_per_s:8,.0f} tok/s"
+    )
+
+
+def fit(
+    params: dict,
+    train: Batches,
+    val: Batches | None,
+    config: TrainConfig,
+    *,
+    state: TrainState | None = None,
+    until: int | None = None,
+    progress: bool = False,
+    log: bool | Callable[[str], None] | None = None,
+) -> tuple[TrainState, History]:
+    """Train up to step ``config.num_steps`` and return ``(final state, history)``.
+
+    Args:
+        params: initial parameters (ignored when `state` is given).
+        train: training batches; epochs visit them in a fresh permutation each.
+        val: validation batches, scored on ``config.eval_batches`` batches every
+            ``log_interval`` steps; None skips validation.
+        config: the run's hyperparameters.
+        state: a `TrainState` to continue from (for example a checkpoint's);
+            the data order and dropout keys depend only on the step number,
+            so a resumed run repeats an uninterrupted one exactly.
+        until: stop after this step instead of ``config.num_steps``; the
+            schedule still spans ``config.num_steps``.
+        progress: show a tqdm progress bar.
+        log: called with one fixed-precision line per ``log_interval`` steps;
+            True prints them (through tqdm when the bar is shown), None
+            prints nothing.
+
+    Returns:
+        The final state and a `History`. On KeyboardInterrupt the state after
+        the last completed step and the history so far are returned, with
+        ``history.interrupted`` set.
+
+    Raises:
+        NonFiniteError: ``max_consecutive_skips`` steps in a row had a
+            non-finite loss or gradient norm.
+    """
+    optimizer = make_optimizer(config)
+    train_step = make_train_step(config, optimizer)
+    keys = run_keys(config.seed)
+    if state is None:
+        state = init_state(params, optimizer)
+    tokens = jnp.asarray(train.tokens)
+    mask = jnp.asarray(train.mask)
+    tokens_per_step = int(train.mask[0].sum())
+    num_batches = len(train)
+    last_step = config.num_steps if until is None else min(until, config.num_steps)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=last_step, initial=int(state.step), unit="step", dynamic_ncols=True)
+    write = (bar.write if bar is not None else print) if log is True else log
+
+    step_records: list[dict] = []
+    evals: list[tuple[int, float]] = []
+    compile_seconds = 0.0
+    consecutive_skips = 0
+    interrupted = False
+    order, order_epoch = None, -1
+    interval_start = time.perf_counter()
+    interval_tokens = 0
+    try:
+        while int(state.step) < last_step:
+            step = int(state.step)
+
+            # Pick this step's batch from the epoch's permutation.
+            epoch, position = divmod(step, num_batches)
+            if epoch != order_epoch:
+                order = epoch_order(jax.random.fold_in(keys["data"], epoch), num_batches)
+                order_epoch = epoch
+            index = int(order[position])
+            step_key = jax.random.fold_in(keys["dropout"], step)
+
+            # Take the step; the first call also compiles.
+            start = time.perf_counter()
+            state, metrics = train_step(state, tokens[index], mask[index], step_key)
+            metrics = jax.device_get(metrics)  # the host waits for the device here
+            elapsed = time.perf_counter() - start
+            if not step_records and compile_seconds == 0.0:
+                compile_seconds = elapsed
+                interval_start = time.perf_counter()
+            else:
+                interval_tokens += tokens_per_step
+
+            record = {k: metrics[k].item() for k in ("loss", "grad_norm", "lr", "skipped")}
+            record["step"] = step + 1
+            record["tokens_per_s"] = tokens_per_step / elapsed
+            step_records.append(record)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
+
+            # Skip non-finite updates; stop when they keep coming.
+            consecutive_skips = consecutive_skips + 1 if record["skipped"] else 0
+            if record["skipped"] and write:
+                write(f"step {step + 1}: non-finite loss or gradient, update skipped")
+            if consecutive_skips >= config.max_consecutive_skips:
+                history = History.from_records(step_records, evals, compile_seconds=compile_seconds)
+                raise NonFiniteError(
+                    f"training stopped at step {step + 1}: {consecutive_skips} consecutive steps had a "
+                    f"non-finite loss or gradient; lower --lr or --clip-norm, or check the data",
+                    state,
+                    history,
+                )
+
+            # Evaluate and log once per interval, and after the last step.
+            done = step + 1 == last_step
+            if (step + 1) % config.log_interval == 0 or done:
+                rate = interval_tokens / max(time.perf_counter() - interval_start, 1e-9)
+                val_loss = None
+                if val is not None:
+                    val_loss = evaluate(state.params, val, config.eval_batches)["loss"]
+                    evals.append((step + 1, val_loss))
+                recent = step_records[-config.log_interval :]
+                if write:
+                    write(
+                        _format_line(
+                            step + 1,
+                            config.num_steps,
+                            float(np.mean([r["loss"] for r in recent])),
+                            val_loss,
+                            float(np.mean([r["grad_norm"] for r in recent])),
+                            record["lr"],
+                            rate,
+                        )
+                    )
+                interval_start = time.perf_counter()
+                interval_tokens = 0
+    except KeyboardInterrupt:
+        interrupted = True
+        if write:
+            write(f"interrupted after step {int(state.step)}; returning the last completed step's state")
+    finally:
+        if bar is not None:
+            bar.close()
+    history = History.from_records(
+        step_records, evals, compile_seconds=compile_seconds, interrupted=interrupted
+    )
+    return state, history
