@@ -23,10 +23,12 @@ from grulm_edu.chars import CharTokenizer
 from grulm_edu.model import ModelConfig, init_params
 from grulm_edu.training import TrainConfig, TrainState, init_state, make_optimizer
 
-__all__ = ["save_checkpoint", "load_checkpoint", "Checkpoint", "CHECKPOINT_FILE"]
+__all__ = ["save_checkpoint", "load_checkpoint", "load_pretrained", "Checkpoint", "CHECKPOINT_FILE", "PRETRAINED_DIR"]
 
 CHECKPOINT_FILE = "checkpoint.npz"
 FORMAT_VERSION = 1
+# The model the notebooks load; its README records the command that trained it.
+PRETRAINED_DIR = pathlib.Path(__file__).parent / "assets" / "shakespeare_gru"
 _MANIFEST_KEY = "__manifest__"
 
 
@@ -64,6 +66,8 @@ def save_checkpoint(
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates the file readable by its owner only; a checkpoint is not secret.
+        os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, target)
     except BaseException:
         pathlib.Path(tmp_name).unlink(missing_ok=True)
@@ -155,3 +159,8 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     leaves = [jax.numpy.asarray(stored[name], dtype=leaf.dtype) for name, leaf in expected.items()]
     state = jax.tree_util.tree_unflatten(treedef, leaves)
     return Checkpoint(state, model_config, train_config, tokenizer, manifest["metadata"])
+
+
+def load_pretrained() -> Checkpoint:
+    """Load the small Shakespeare model shipped with the package (see ``assets/shakespeare_gru/README.md``)."""
+    return load_checkpoint(PRETRAINED_DIR)

@@ -140,19 +140,27 @@ def _describe_machine() -> str:
     return f"JAX {jax.__version__} on {len(devices)} {devices[0].platform} device(s) ({', '.join(kinds)}), {platform.machine()}"
 
 
+def _encode_prompt(tokenizer, args):
+    """Validate --top-k and --prompt against the vocabulary, then encode the prompt."""
+    if args.top_k is not None and args.top_k > tokenizer.vocab_size:
+        raise UsageError(f"--top-k {args.top_k} is larger than the vocabulary ({tokenizer.vocab_size}); pick at most that")
+    if not args.prompt:
+        raise UsageError("--prompt must not be empty; give at least one character")
+    unknown = sorted({c for c in args.prompt if c not in tokenizer.chars})
+    if unknown:
+        raise UsageError(
+            f"--prompt {args.prompt!r} contains characters outside the vocabulary: {''.join(unknown)!r}; "
+            f"use only characters that occur in the training text"
+        )
+    return tokenizer.encode(args.prompt)
+
+
 def _sample(params, tokenizer, args, key) -> str:
     from grulm_edu.generation import generate
 
     if args.length == 0:
         return ""
-    if args.top_k is not None and args.top_k > tokenizer.vocab_size:
-        raise UsageError(f"--top-k {args.top_k} is larger than the vocabulary ({tokenizer.vocab_size}); pick at most that")
-    if not args.prompt:
-        raise UsageError("--prompt must not be empty; give at least one character")
-    try:
-        prompt_ids = tokenizer.encode(args.prompt)
-    except ValueError as error:
-        raise UsageError(f"--prompt: {error}") from None
+    prompt_ids = _encode_prompt(tokenizer, args)
     ids = generate(params, prompt_ids, args.length, key, temperature=args.temperature, top_k=args.top_k)
     return args.prompt + tokenizer.decode(ids)
 
@@ -182,7 +190,10 @@ def cmd_train(args) -> int:
     if args.resume:
         if not (out / CHECKPOINT_FILE).exists():
             raise UsageError(f"--resume: no checkpoint in {args.out!r}; train without --resume first")
-        checkpoint = load_checkpoint(out)
+        try:
+            checkpoint = load_checkpoint(out)
+        except (OSError, ValueError) as error:
+            raise UsageError(str(error)) from None
         model_config, train_config = checkpoint.model_config, checkpoint.train_config
         corpus = checkpoint.metadata.get("corpus")
         state = checkpoint.state
@@ -198,8 +209,6 @@ def cmd_train(args) -> int:
             )
         except ValueError as error:
             raise UsageError(str(error).replace("warmup_steps", "--warmup-steps").replace("num_steps", "--steps")) from None
-    if args.top_k is not None and args.length and not args.prompt:
-        raise UsageError("--prompt must not be empty; give at least one character")
 
     # Data: splits and batches, built once.
     try:
@@ -211,10 +220,9 @@ def cmd_train(args) -> int:
     tokenizer = prepared.tokenizer
     if not args.resume:
         model_config = ModelConfig(tokenizer.vocab_size, args.embed_size, args.hidden_size)
-    try:
-        tokenizer.encode(args.prompt)
-    except ValueError as error:
-        raise UsageError(f"--prompt: {error}") from None
+    # Check the sampling options now, so that a bad one fails before training, not after it.
+    if args.length > 0:
+        _encode_prompt(tokenizer, args)
 
     print(f"corpus: {source}: {len(splits.train):,} train / {len(splits.val):,} val / {len(splits.test):,} test characters")
     if splits.val_names:
