@@ -134,7 +134,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
 
     # Rebuild the expected tree (shapes only, no compute) and fill it in.
     template = jax.eval_shape(
-        lambda: init_state(init_params(jax.random.key(0), model_config), make_optimizer(train_config))
+        lambda: init_state(init_params(jax.random.key(0), model_config), make_optimizer(train_config), train_config)
     )
     paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     expected = {"state" + jax.tree_util.keystr(p): leaf for p, leaf in paths_and_leaves}

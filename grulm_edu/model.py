@@ -144,23 +144,32 @@ def gru_layer_loop(gru: dict, xs: jax.Array, h0: jax.Array) -> jax.Array:
     return jnp.stack(states, axis=1)
 
 
-def gru_layer_scan(gru: dict, xs: jax.Array, h0: jax.Array, *, unroll: int = 1) -> jax.Array:
+def gru_layer_scan(
+    gru: dict, xs: jax.Array, h0: jax.Array, *, unroll: int = 1, compute_dtype=None
+) -> jax.Array:
     """Run the GRU over time with `jax.lax.scan`; returns all states ``(B, T, H)``.
 
     The input projection of every time step is one ``(B*T, E) @ (E, 3H)``
     matmul before the scan, so only the recurrent matmul stays inside it.
+
+    With `compute_dtype` (for example ``jnp.bfloat16``) both matmuls run in
+    that dtype, while the gates and the carried state stay float32. The
+    returned states are in `compute_dtype`, ready for the next matmul.
     """
     _check_layer_inputs(gru, xs, h0)
-    gi_all = xs @ gru["W_ih"] + gru["b_ih"]  # (B, T, 3H)
+    cd = compute_dtype or jnp.float32
+    W_ih, W_hh = gru["W_ih"].astype(cd), gru["W_hh"].astype(cd)
+    b_ih, b_hh = gru["b_ih"].astype(cd), gru["b_hh"].astype(cd)
+    gi_all = xs.astype(cd) @ W_ih + b_ih  # (B, T, 3H)
     # lax.scan walks the leading axis, so go time-major once here.
     gi_all = jnp.swapaxes(gi_all, 0, 1)  # (T, B, 3H)
 
     def step(h, gi):
-        gh = h @ gru["W_hh"] + gru["b_hh"]
-        h_new, _ = gru_step(gi, gh, h)
-        return h_new, h_new
+        gh = h.astype(cd) @ W_hh + b_hh
+        h_new, _ = gru_step(gi.astype(jnp.float32), gh.astype(jnp.float32), h)
+        return h_new, h_new.astype(cd)
 
-    _, states = jax.lax.scan(step, h0, gi_all, unroll=unroll)
+    _, states = jax.lax.scan(step, h0.astype(jnp.float32), gi_all, unroll=unroll)
     return jnp.swapaxes(states, 0, 1)
 
 
@@ -187,6 +196,7 @@ def forward(
     use_scan: bool = True,
     dropout_rate: float = 0.0,
     key: jax.Array | None = None,
+    compute_dtype=None,
 ):
     """Compute next-token logits for `ids` ``(B, T)``.
 
@@ -197,6 +207,9 @@ def forward(
         use_scan: `gru_layer_scan` when True, else the Python loop.
         dropout_rate: dropout on the embeddings and on the GRU outputs (training only).
         key: PRNG key for dropout; required when `dropout_rate` > 0.
+        compute_dtype: dtype of the matmuls (None means float32); see
+            `gru_layer_scan`. The logits come back in this dtype; the loss
+            casts them to float32.
 
     Returns:
         ``(logits (B, T, V), h_last (B, H))``.
@@ -212,8 +225,13 @@ def forward(
     keys = jax.random.split(key, 2) if key is not None else (None, None)
 
     x = dropout(keys[0], embed(params["embed"], ids), dropout_rate)
-    layer = gru_layer_scan if use_scan else gru_layer_loop
-    states = layer(params["gru"], x, h0)
+    if use_scan:
+        states = gru_layer_scan(params["gru"], x, h0, compute_dtype=compute_dtype)
+    elif compute_dtype not in (None, jnp.float32):
+        raise ValueError("the Python-loop forward runs in float32 only; use use_scan=True for other dtypes")
+    else:
+        states = gru_layer_loop(params["gru"], x, h0)
     out = dropout(keys[1], states, dropout_rate)
-    logits = out @ params["head"]["W"] + params["head"]["b"]
-    return logits, states[:, -1]
+    cd = compute_dtype or jnp.float32
+    logits = out @ params["head"]["W"].astype(cd) + params["head"]["b"].astype(cd)
+    return logits, states[:, -1].astype(jnp.float32)

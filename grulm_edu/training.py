@@ -8,9 +8,15 @@ and neither do embedding rows, because decoupled decay shrinks every row on
 every update while a rare character's row gets a gradient only when that
 character appears, so rare characters would fade toward zero.
 
+Gradient accumulation wraps the chain in `optax.MultiSteps`: ``k``
+micro-batches make one update, and each micro-batch's summed loss is
+weighted by ``k / N`` (``N`` the tokens of all ``k`` micro-batches), so the
+averaged gradient equals the gradient of the token-weighted mean over the
+whole update, even when micro-batches hold different numbers of tokens.
+
 A step whose loss or gradient norm is not finite is skipped: parameters and
-optimizer state stay bit-identical and the skip is counted. Left out here:
-gradient accumulation and mixed precision.
+optimizer state stay bit-identical and the skip is counted. Mixed precision
+follows `grulm_edu.precision`.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ import optax
 from grulm_edu.data import Batches, epoch_order
 from grulm_edu.losses import masked_loss_sum, token_cross_entropy
 from grulm_edu.model import forward
+from grulm_edu.precision import INITIAL_LOSS_SCALE, adjust_loss_scale, compute_dtype, needs_loss_scaling
+from grulm_edu.runlog import RunLogWriter
 
 __all__ = [
     "TrainConfig",
@@ -44,6 +52,7 @@ __all__ = [
     "evaluate",
     "fit",
     "run_keys",
+    "micro_batch_loss_weight",
 ]
 
 
@@ -62,13 +71,25 @@ class TrainConfig:
     b1: float = 0.9
     b2: float = 0.99
     dropout_rate: float = 0.0
+    accumulation_steps: int = 1
+    precision: str = "float32"
+    loss_scale_period: int = 200
     log_interval: int = 100
     eval_batches: int = 16
     max_consecutive_skips: int = 10
     seed: int = 0
 
     def __post_init__(self):
-        positive_ints = ("batch_size", "seq_len", "num_steps", "log_interval", "eval_batches", "max_consecutive_skips")
+        positive_ints = (
+            "batch_size",
+            "seq_len",
+            "num_steps",
+            "accumulation_steps",
+            "loss_scale_period",
+            "log_interval",
+            "eval_batches",
+            "max_consecutive_skips",
+        )
         for name in positive_ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -104,6 +125,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a finite number {ranges[name]}, got {value!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise TypeError(f"seed must be an int, got {self.seed!r}")
+        compute_dtype(self.precision)  # raises ValueError naming the valid choices
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -114,9 +136,11 @@ class TrainState(NamedTuple):
 
     params: dict
     opt_state: optax.OptState
-    step: jax.Array  # batches processed, skipped ones included
+    step: jax.Array  # micro-batches processed, skipped ones included
     updates: jax.Array  # optimizer updates applied; the schedule's clock
-    skipped: jax.Array  # steps skipped for non-finite loss or gradients
+    skipped: jax.Array  # micro-batches skipped for non-finite loss or gradients
+    loss_scale: jax.Array  # float16 dynamic loss scale; 1 for other precisions
+    good_steps: jax.Array  # finite steps since the loss scale last changed
 
 
 class NonFiniteError(FloatingPointError):
@@ -156,8 +180,13 @@ def decay_mask(params: dict) -> dict:
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """Global-norm clipping followed by AdamW on the warmup + cosine schedule."""
-    return optax.chain(
+    """Global-norm clipping followed by AdamW on the warmup + cosine schedule.
+
+    With ``accumulation_steps = k > 1`` the chain is wrapped in
+    `optax.MultiSteps`, which averages k gradients before each update; the
+    schedule then advances once per update, not per micro-batch.
+    """
+    chain = optax.chain(
         optax.clip_by_global_norm(config.clip_norm),
         optax.adamw(
             make_schedule(config),
@@ -167,11 +196,30 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
             mask=decay_mask,
         ),
     )
+    if config.accumulation_steps > 1:
+        return optax.MultiSteps(chain, every_k_schedule=config.accumulation_steps).gradient_transformation()
+    return chain
 
 
-def init_state(params: dict, optimizer: optax.GradientTransformation) -> TrainState:
+def init_state(params: dict, optimizer: optax.GradientTransformation, config: TrainConfig | None = None) -> TrainState:
     zero = jnp.zeros((), jnp.int32)
-    return TrainState(params, optimizer.init(params), zero, zero, zero)
+    scaling = config is not None and needs_loss_scaling(config.precision)
+    loss_scale = jnp.asarray(INITIAL_LOSS_SCALE if scaling else 1.0, jnp.float32)
+    return TrainState(params, optimizer.init(params), zero, zero, zero, loss_scale, zero)
+
+
+def micro_batch_loss_weight(token_counts) -> float:
+    """Weight for each micro-batch's summed loss: ``k / N`` for k micro-batches holding N tokens in all.
+
+    `optax.MultiSteps` averages the k gradients (divides their sum by k), so
+    weighting each summed loss by ``k / N`` makes the update the gradient of
+    the token-weighted mean over all N tokens. The mean of per-micro-batch
+    means would over-weight a short micro-batch.
+    """
+    counts = np.asarray(token_counts, np.float64)
+    if counts.ndim != 1 or len(counts) == 0 or (counts < 0).any() or counts.sum() <= 0:
+        raise ValueError(f"token_counts must be a non-empty list of counts >= 0 with a positive sum, got {token_counts!r}")
+    return len(counts) / float(counts.sum())
 
 
 def batch_loss(params: dict, tokens: jax.Array, mask: jax.Array, dropout_rate: float = 0.0, key=None):
@@ -182,39 +230,88 @@ def batch_loss(params: dict, tokens: jax.Array, mask: jax.Array, dropout_rate: f
 
 
 def make_train_step(config: TrainConfig, optimizer: optax.GradientTransformation) -> Callable:
-    """Build the jitted ``train_step(state, tokens, mask, key) -> (state, metrics)``.
+    """Build the jitted ``train_step(state, tokens, mask, key, loss_weight=None) -> (state, metrics)``.
 
-    `metrics` holds the loss, the gradient norm before clipping, the learning
-    rate of this update and whether the update was skipped.
+    Args of the returned function:
+        state: a `TrainState`.
+        tokens: ``(B, T + 1)`` int32 ids; inputs ``[:, :-1]``, targets ``[:, 1:]``.
+        mask: ``(B, T)`` 1 for real targets, 0 for padding.
+        key: PRNG key for dropout.
+        loss_weight: factor on the batch's summed loss; None means ``1 / tokens``
+            (the mean). Under accumulation pass `micro_batch_loss_weight`.
+
+    `metrics` holds the batch's summed loss and token count, its mean loss,
+    the norm of the gradient the optimizer receives (before clipping; the
+    accumulated one under accumulation), the learning rate of the update,
+    whether an update was applied, and whether the step was skipped.
     """
     schedule = make_schedule(config)
+    k = config.accumulation_steps
+    dtype = compute_dtype(config.precision)
+    scaling = needs_loss_scaling(config.precision)
+
+    def objective(params, tokens, mask, key, loss_weight, loss_scale):
+        logits, _ = forward(
+            params, tokens[:, :-1], dropout_rate=config.dropout_rate, key=key, compute_dtype=dtype
+        )
+        total, count = masked_loss_sum(token_cross_entropy(logits, tokens[:, 1:]), mask)
+        weight = 1.0 / count if loss_weight is None else loss_weight
+        return total * weight * loss_scale, (total, count)
 
     @jax.jit
-    def train_step(state: TrainState, tokens, mask, key):
-        loss, grads = jax.value_and_grad(batch_loss)(state.params, tokens, mask, config.dropout_rate, key)
-        grad_norm = optax.tree.norm(grads)
+    def train_step(state: TrainState, tokens, mask, key, loss_weight=None):
+        (_, (total, count)), grads = jax.value_and_grad(objective, has_aux=True)(
+            state.params, tokens, mask, key, loss_weight, state.loss_scale
+        )
+        grads = jax.tree_util.tree_map(lambda g: g / state.loss_scale, grads)
+
+        # The gradient the optimizer acts on: under MultiSteps, the running
+        # mean of this update's micro-batch gradients (optax's own formula).
+        if k > 1:
+            seen = state.opt_state.mini_step
+            applied = jax.tree_util.tree_map(
+                lambda g, acc: acc + (g - acc) / (seen + 1), grads, state.opt_state.acc_grads
+            )
+            emits = seen == k - 1
+        else:
+            applied, emits = grads, jnp.array(True)
+        grad_norm = optax.tree.norm(applied)
+
         updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
 
         # Keep the old state, bit for bit, when anything is inf or nan.
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        finite = jnp.isfinite(total) & jnp.isfinite(optax.tree.norm(grads))
         params, opt_state = jax.tree_util.tree_map(
             lambda new, old: jnp.where(finite, new, old),
             (new_params, new_opt_state),
             (state.params, state.opt_state),
         )
+        if scaling:
+            loss_scale, good_steps = adjust_loss_scale(
+                state.loss_scale, state.good_steps, finite, config.loss_scale_period
+            )
+        else:
+            loss_scale, good_steps = state.loss_scale, state.good_steps
+        applied_update = finite & emits
         metrics = {
-            "loss": loss,
+            "total": total,
+            "count": count,
+            "loss": total / jnp.maximum(count, 1.0),
             "grad_norm": grad_norm,
             "lr": schedule(state.updates),
+            "applied": applied_update,
             "skipped": ~finite,
+            "loss_scale": state.loss_scale,
         }
         new_state = TrainState(
             params,
             opt_state,
             state.step + 1,
-            state.updates + finite.astype(jnp.int32),
+            state.updates + applied_update.astype(jnp.int32),
             state.skipped + (~finite).astype(jnp.int32),
+            loss_scale,
+            good_steps,
         )
         return new_state, metrics
 
@@ -263,6 +360,7 @@ class History:
     lr: np.ndarray
     skipped: np.ndarray
     tokens_per_s: np.ndarray
+    wall_time: np.ndarray
     eval_step: np.ndarray
     val_loss: np.ndarray
     compile_seconds: float = 0.0
@@ -280,6 +378,7 @@ class History:
             lr=column("lr", np.float32),
             skipped=column("skipped", bool),
             tokens_per_s=column("tokens_per_s", np.float64),
+            wall_time=column("wall_time", np.float64),
             eval_step=np.array([s for s, _ in evals], np.int64),
             val_loss=np.array([v for _, v in evals], np.float64),
             **extra,
@@ -305,117 +404,155 @@ def fit(
     until: int | None = None,
     progress: bool = False,
     log: bool | Callable[[str], None] | None = None,
+    log_path: str | None = None,
 ) -> tuple[TrainState, History]:
-    """Train up to step ``config.num_steps`` and return ``(final state, history)``.
+    """Train until ``config.num_steps`` optimizer updates and return ``(final state, history)``.
 
     Args:
         params: initial parameters (ignored when `state` is given).
         train: training batches; epochs visit them in a fresh permutation each.
+            With ``accumulation_steps = k``, k consecutive batches of that
+            order make one update.
         val: validation batches, scored on ``config.eval_batches`` batches every
-            ``log_interval`` steps; None skips validation.
+            ``log_interval`` updates; None skips validation.
         config: the run's hyperparameters.
         state: a `TrainState` to continue from (for example a checkpoint's);
-            the data order and dropout keys depend only on the step number,
-            so a resumed run repeats an uninterrupted one exactly.
-        until: stop after this step instead of ``config.num_steps``; the
-            schedule still spans ``config.num_steps``.
+            the data order and dropout keys depend only on the micro-batch
+            counter, so a resumed run repeats an uninterrupted one exactly.
+        until: stop after this many updates instead of ``config.num_steps``;
+            the schedule still spans ``config.num_steps``.
         progress: show a tqdm progress bar.
-        log: called with one fixed-precision line per ``log_interval`` steps;
+        log: called with one fixed-precision line per ``log_interval`` updates;
             True prints them (through tqdm when the bar is shown), None
             prints nothing.
+        log_path: also write every update and validation check to this JSON
+            Lines file (see `grulm_edu.runlog`); appended to when `state` is given.
 
     Returns:
-        The final state and a `History`. On KeyboardInterrupt the state after
-        the last completed step and the history so far are returned, with
+        The final state and a `History` with one record per applied update or
+        skipped micro-batch. On KeyboardInterrupt the state after the last
+        completed micro-batch and the history so far are returned, with
         ``history.interrupted`` set.
 
     Raises:
-        NonFiniteError: ``max_consecutive_skips`` steps in a row had a
+        NonFiniteError: ``max_consecutive_skips`` micro-batches in a row had a
             non-finite loss or gradient norm.
     """
     optimizer = make_optimizer(config)
     train_step = make_train_step(config, optimizer)
     keys = run_keys(config.seed)
+    resumed = state is not None
     if state is None:
-        state = init_state(params, optimizer)
+        state = init_state(params, optimizer, config)
     tokens = jnp.asarray(train.tokens)
     mask = jnp.asarray(train.mask)
-    tokens_per_step = int(train.mask[0].sum())
     num_batches = len(train)
-    last_step = config.num_steps if until is None else min(until, config.num_steps)
+    k = config.accumulation_steps
+    last_update = config.num_steps if until is None else min(until, config.num_steps)
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=last_step, initial=int(state.step), unit="step", dynamic_ncols=True)
+        bar = tqdm(total=last_update, initial=int(state.updates), unit="step", dynamic_ncols=True)
     write = (bar.write if bar is not None else print) if log is True else log
+    writer = RunLogWriter(log_path, append=resumed) if log_path is not None else None
+
+    orders: dict[int, np.ndarray] = {}
+
+    def index_of(micro_step: int) -> int:
+        epoch, position = divmod(micro_step, num_batches)
+        if epoch not in orders:
+            orders.clear()
+            orders[epoch] = epoch_order(jax.random.fold_in(keys["data"], epoch), num_batches)
+        return int(orders[epoch][position])
 
     step_records: list[dict] = []
     evals: list[tuple[int, float]] = []
     compile_seconds = 0.0
     consecutive_skips = 0
     interrupted = False
-    order, order_epoch = None, -1
-    interval_start = time.perf_counter()
+    fit_start = time.perf_counter()
+    interval_start = fit_start
     interval_tokens = 0
+    update_total, update_count, update_tokens, update_start = 0.0, 0.0, 0, time.perf_counter()
+    loss_weight = None
     try:
-        while int(state.step) < last_step:
-            step = int(state.step)
+        while int(state.updates) < last_update:
+            micro_step = int(state.step)
 
-            # Pick this step's batch from the epoch's permutation.
-            epoch, position = divmod(step, num_batches)
-            if epoch != order_epoch:
-                order = epoch_order(jax.random.fold_in(keys["data"], epoch), num_batches)
-                order_epoch = epoch
-            index = int(order[position])
-            step_key = jax.random.fold_in(keys["dropout"], step)
+            # At the start of an update, weight its k micro-batches by their tokens.
+            if k > 1 and int(state.opt_state.mini_step) == 0:
+                counts = [float(train.mask[index_of(micro_step + j)].sum()) for j in range(k)]
+                loss_weight = jnp.float32(micro_batch_loss_weight(counts))
+            index = index_of(micro_step)
+            step_key = jax.random.fold_in(keys["dropout"], micro_step)
 
             # Take the step; the first call also compiles.
             start = time.perf_counter()
-            state, metrics = train_step(state, tokens[index], mask[index], step_key)
+            state, metrics = train_step(state, tokens[index], mask[index], step_key, loss_weight)
             metrics = jax.device_get(metrics)  # the host waits for the device here
-            elapsed = time.perf_counter() - start
-            if not step_records and compile_seconds == 0.0:
-                compile_seconds = elapsed
-                interval_start = time.perf_counter()
-            else:
-                interval_tokens += tokens_per_step
+            first_call = not step_records and compile_seconds == 0.0
+            if first_call:
+                compile_seconds = time.perf_counter() - start
+                interval_start = update_start = time.perf_counter()
+            skipped = bool(metrics["skipped"])
+            if not skipped:
+                update_total += float(metrics["total"])
+                update_count += float(metrics["count"])
+                if not first_call:  # the compile call's tokens would inflate the rate
+                    update_tokens += int(metrics["count"])
 
-            record = {k: metrics[k].item() for k in ("loss", "grad_norm", "lr", "skipped")}
-            record["step"] = step + 1
-            record["tokens_per_s"] = tokens_per_step / elapsed
-            step_records.append(record)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
+            # One record per applied update or skipped micro-batch.
+            if bool(metrics["applied"]) or skipped:
+                now = time.perf_counter()
+                record = {
+                    "step": int(state.updates) + int(state.skipped),
+                    "loss": float(metrics["loss"]) if skipped else update_total / max(update_count, 1.0),
+                    "grad_norm": float(metrics["grad_norm"]),
+                    "lr": float(metrics["lr"]),
+                    "skipped": skipped,
+                    "tokens_per_s": update_tokens / max(now - update_start, 1e-9),
+                    "wall_time": now - fit_start,
+                }
+                step_records.append(record)
+                if writer is not None:
+                    writer.write("train", **record)
+                if not skipped:
+                    interval_tokens += update_tokens
+                    update_total, update_count, update_tokens, update_start = 0.0, 0.0, 0, now
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
 
             # Skip non-finite updates; stop when they keep coming.
-            consecutive_skips = consecutive_skips + 1 if record["skipped"] else 0
-            if record["skipped"] and write:
-                write(f"step {step + 1}: non-finite loss or gradient, update skipped")
+            consecutive_skips = consecutive_skips + 1 if skipped else 0
+            if skipped and write:
+                write(f"step {record['step']}: non-finite loss or gradient, update skipped")
             if consecutive_skips >= config.max_consecutive_skips:
                 history = History.from_records(step_records, evals, compile_seconds=compile_seconds)
                 raise NonFiniteError(
-                    f"training stopped at step {step + 1}: {consecutive_skips} consecutive steps had a "
+                    f"training stopped at step {record['step']}: {consecutive_skips} consecutive steps had a "
                     f"non-finite loss or gradient; lower --lr or --clip-norm, or check the data",
                     state,
                     history,
                 )
 
-            # Evaluate and log once per interval, and after the last step.
-            done = step + 1 == last_step
-            if (step + 1) % config.log_interval == 0 or done:
+            # Evaluate and log once per interval of updates, and after the last one.
+            updates = int(state.updates)
+            if bool(metrics["applied"]) and (updates % config.log_interval == 0 or updates == last_update):
                 rate = interval_tokens / max(time.perf_counter() - interval_start, 1e-9)
                 val_loss = None
                 if val is not None:
                     val_loss = evaluate(state.params, val, config.eval_batches)["loss"]
-                    evals.append((step + 1, val_loss))
-                recent = step_records[-config.log_interval :]
+                    evals.append((updates, val_loss))
+                    if writer is not None:
+                        writer.write("eval", step=updates, val_loss=val_loss, wall_time=time.perf_counter() - fit_start)
+                recent = [r for r in step_records[-config.log_interval :] if not r["skipped"]]
                 if write:
                     write(
                         _format_line(
-                            step + 1,
+                            updates,
                             config.num_steps,
                             float(np.mean([r["loss"] for r in recent])),
                             val_loss,
@@ -424,15 +561,17 @@ def fit(
                             rate,
                         )
                     )
-                interval_start = time.perf_counter()
+                interval_start = update_start = time.perf_counter()
                 interval_tokens = 0
     except KeyboardInterrupt:
         interrupted = True
         if write:
-            write(f"interrupted after step {int(state.step)}; returning the last completed step's state")
+            write(f"interrupted after update {int(state.updates)}; returning the last completed step's state")
     finally:
         if bar is not None:
             bar.close()
+        if writer is not None:
+            writer.close()
     history = History.from_records(
         step_records, evals, compile_seconds=compile_seconds, interrupted=interrupted
     )

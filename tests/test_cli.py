@@ -328,10 +328,10 @@ def test_resume_after_interrupt_matches_full_run(trained, tmp_path, capsys, monk
     def make_interrupted_train_step(config, optimizer):
         train_step = real_make_train_step(config, optimizer)
 
-        def step(state, tokens, mask, key):
+        def step(state, *args):
             if int(state.step) == interrupt_at:
                 raise KeyboardInterrupt
-            return train_step(state, tokens, mask, key)
+            return train_step(state, *args)
 
         return step
 
@@ -341,7 +341,7 @@ def test_resume_after_interrupt_matches_full_run(trained, tmp_path, capsys, monk
     monkeypatch.undo()
 
     assert code == 130
-    assert f"interrupted after step {interrupt_at}" in stdout
+    assert f"interrupted after update {interrupt_at}" in stdout
     assert int(load_checkpoint(out).state.step) == interrupt_at
 
     code, stdout, stderr = run_cli(["train", "--resume", "--out", str(out), "--length", "0", "--no-progress"], capsys)
