@@ -111,21 +111,29 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         with np.load(file, allow_pickle=False) as data:
             stored = {name: data[name] for name in data.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
+        # NumPy's own message for a non-zip file suggests allow_pickle=True,
+        # which would run code from the file; name only the error type.
         raise ValueError(
-            f"checkpoint {str(file)!r} is truncated or corrupted ({error}); "
+            f"checkpoint {str(file)!r} is truncated or corrupted ({type(error).__name__}); "
             f"restore it or train again"
         ) from None
     if _MANIFEST_KEY not in stored:
         raise ValueError(f"{str(file)!r} has no manifest; it was not written by grulm_edu")
-    manifest = json.loads(str(stored.pop(_MANIFEST_KEY)))
+    try:
+        manifest = json.loads(str(stored.pop(_MANIFEST_KEY)))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"checkpoint {str(file)!r} has an unreadable manifest ({error}); restore it or train again") from None
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"checkpoint format {manifest.get('format_version')!r} is not supported "
             f"(this version reads {FORMAT_VERSION})"
         )
-    model_config = ModelConfig(**manifest["model_config"])
-    train_config = TrainConfig(**manifest["train_config"])
-    tokenizer = CharTokenizer.from_dict(manifest["tokenizer"])
+    try:
+        model_config = ModelConfig(**manifest["model_config"])
+        train_config = TrainConfig(**manifest["train_config"])
+        tokenizer = CharTokenizer.from_dict(manifest["tokenizer"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"checkpoint {str(file)!r} has an invalid manifest ({error}); restore it or train again") from None
     if tokenizer.vocab_size != model_config.vocab_size:
         raise ValueError(
             f"checkpoint tokenizer has {tokenizer.vocab_size} ids but the model expects "

@@ -15,6 +15,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from grulm_edu.model import forward, gru_cell
 
@@ -81,7 +82,7 @@ def generate(
     if squeeze:
         prompt = prompt[None]
     if prompt.ndim != 2 or prompt.shape[1] == 0:
-        raise ValueError(f"prompt_ids must have shape (P,) or (B, P) with P >= 1, got {tuple(jnp.shape(prompt_ids))}")
+        raise ValueError(f"prompt_ids must have shape (P,) or (B, P) with P >= 1, got {tuple(np.shape(prompt_ids))}")
     if not jnp.issubdtype(prompt.dtype, jnp.integer):
         raise TypeError(f"prompt_ids must be integers, got dtype {prompt.dtype}")
     if int(prompt.min()) < 0 or int(prompt.max()) >= vocab_size:

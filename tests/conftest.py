@@ -1,9 +1,15 @@
-"""Shared test set-up: fresh PRNG keys and strict dtype promotion."""
+"""Shared test set-up: fresh PRNG keys, strict dtype promotion, hypothesis settings."""
 
 import itertools
 
 import jax
 import pytest
+from hypothesis import settings
+
+# JAX compiles on first use, so a property test's first example can take
+# seconds; hypothesis's default 200 ms deadline would flag that as a failure.
+settings.register_profile("grulm_edu", deadline=None)
+settings.load_profile("grulm_edu")
 
 _counter = itertools.count()
 
