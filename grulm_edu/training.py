@@ -405,6 +405,7 @@ def fit(
     progress: bool = False,
     log: bool | Callable[[str], None] | None = None,
     log_path: str | None = None,
+    mesh=None,
 ) -> tuple[TrainState, History]:
     """Train until ``config.num_steps`` optimizer updates and return ``(final state, history)``.
 
@@ -427,6 +428,9 @@ def fit(
             prints nothing.
         log_path: also write every update and validation check to this JSON
             Lines file (see `grulm_edu.runlog`); appended to when `state` is given.
+        mesh: a `jax.sharding.Mesh` with a ``"data"`` axis (see
+            `grulm_edu.distributed`) to train data-parallel: the batch axis is
+            split across its devices and the state is replicated.
 
     Returns:
         The final state and a `History` with one record per applied update or
@@ -444,8 +448,13 @@ def fit(
     resumed = state is not None
     if state is None:
         state = init_state(params, optimizer, config)
-    tokens = jnp.asarray(train.tokens)
-    mask = jnp.asarray(train.mask)
+    if mesh is None:
+        tokens, mask = jnp.asarray(train.tokens), jnp.asarray(train.mask)
+    else:
+        from grulm_edu.distributed import replicate, shard_batches
+
+        tokens, mask = shard_batches(train.tokens, train.mask, mesh)
+        state = replicate(state, mesh)
     num_batches = len(train)
     k = config.accumulation_steps
     last_update = config.num_steps if until is None else min(until, config.num_steps)
