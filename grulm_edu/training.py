@@ -394,6 +394,22 @@ def _format_line(step, num_steps, loss, val_loss, grad_norm, lr, tokens_per_s) -
     )
 
 
+_STEP_CACHE: dict = {}
+
+
+def _cached_train_step(config: TrainConfig):
+    # Reuse the jitted step across fit calls with the same config, so training
+    # in chunks (fit(..., state=..., until=...)) compiles once. The key holds
+    # the builder too, so a replaced make_train_step is never bypassed.
+    key = (config, make_train_step)
+    if key not in _STEP_CACHE:
+        if len(_STEP_CACHE) >= 16:
+            _STEP_CACHE.clear()
+        optimizer = make_optimizer(config)
+        _STEP_CACHE[key] = (optimizer, make_train_step(config, optimizer))
+    return _STEP_CACHE[key]
+
+
 def fit(
     params: dict,
     train: Batches,
@@ -442,8 +458,7 @@ def fit(
         NonFiniteError: ``max_consecutive_skips`` micro-batches in a row had a
             non-finite loss or gradient norm.
     """
-    optimizer = make_optimizer(config)
-    train_step = make_train_step(config, optimizer)
+    optimizer, train_step = _cached_train_step(config)
     keys = run_keys(config.seed)
     resumed = state is not None
     if state is None:
