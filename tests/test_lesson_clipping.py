@@ -217,7 +217,10 @@ def test_clipping_explorer_builds_and_runs(tiny_run, capsys):
     slider = next(c for c in controls if isinstance(c, ipywidgets.FloatLogSlider))
     assert slider.value == 0.1
     assert any(isinstance(c, ipywidgets.Button) and c.description == "Run" for c in controls)
-    # Without a kernel the Output widget cannot capture, so the summary reaches stdout.
+    # Building only prompts; a press of Run trains. Without a kernel the Output
+    # widget cannot capture, so the summary reaches stdout.
+    assert "press \"Run\"" in capsys.readouterr().out
+    box.run()
     assert "max norm 0.1:" in capsys.readouterr().out
 
 

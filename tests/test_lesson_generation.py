@@ -199,8 +199,10 @@ def test_generation_explorer_builds_and_runs(tiny_checkpoint, capsys):
     for kind in (ipywidgets.Textarea, ipywidgets.FloatSlider, ipywidgets.Dropdown, ipywidgets.IntSlider, ipywidgets.BoundedIntText):
         assert kind in kinds
     assert any(isinstance(c, ipywidgets.Button) and c.description == "Run" for c in controls)
-    # The default prompt "ROMEO:\n" uses letters outside the tiny vocabulary: the
-    # error is shown in the output area (stdout without a kernel), not raised.
+    # The default prompt "ROMEO:\n" uses letters outside the tiny vocabulary: after
+    # a press of Run the error is shown in the output area (stdout without a
+    # kernel), not raised.
+    box.run()
     assert "outside the vocabulary" in capsys.readouterr().out
 
 

@@ -33,7 +33,9 @@ def experiment(
         controls: name -> ipywidgets control; the name is the callback's
             keyword argument.
         run_button: when True, the callback runs only on a click of "Run"
-            (for slow experiments); otherwise on every released change.
+            (for slow experiments), not when the widget is built, because the
+            notebook already shows the default state as a static figure;
+            otherwise it runs once at once and again on every released change.
         description: a line of text shown above the controls.
 
     Returns:
@@ -76,5 +78,9 @@ def experiment(
     box = widgets.VBox([widgets.VBox(children), output])
     box.output = output
     box.run = run
-    run()
+    if run_button:
+        with output:
+            print('Set the controls, then press "Run".')
+    else:
+        run()
     return box

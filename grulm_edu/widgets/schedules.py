@@ -241,14 +241,8 @@ def schedule_explorer(params: dict, train: Batches, val: Batches | None, config:
     }
     drawing = experiment(schedule_view, controls, description="Move a slider and release it to redraw the schedule")
 
-    # `experiment` calls its callback once while it builds the widget. Training
-    # there would cost a compile and a whole run, so the first call only prompts.
-    started = {"built": False}
-
+    # With a Run button, `experiment` trains only when it is pressed.
     def train_on_schedule():
-        if not started["built"]:
-            started["built"] = True
-            return "Press Run to train on the schedule above (fit's warmup always starts from rate 0)."
         values = {name: control.value for name, control in controls.items()}
         return schedule_run_view(
             values["peak_lr"], values["end_lr"], values["warmup_steps"], values["decay_steps"],
@@ -259,6 +253,6 @@ def schedule_explorer(params: dict, train: Batches, val: Batches | None, config:
         train_on_schedule,
         {},
         run_button=True,
-        description="Train on this schedule (one compile, then one update per step of the schedule)",
+        description="Train on this schedule (one compile, then one update per step; fit's warmup starts from rate 0)",
     )
     return widgets.VBox([drawing, training])
