@@ -10,35 +10,16 @@ overhead. Backends without the analysis return None.
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
+
+from grulm_edu.xla_stats import Memory, memory_analysis
 
 __all__ = ["MemoryStats", "compiled_memory", "train_step_memory"]
 
 
-@dataclasses.dataclass(frozen=True)
-class MemoryStats:
-    """Bytes that XLA planned for one call of a compiled function.
-
-    Attributes:
-        argument_bytes: the inputs (parameters, optimizer state, batch).
-        output_bytes: the results (new state, metrics).
-        temp_bytes: scratch buffers live only during the call: activations
-            kept for the backward pass, gradients, fused intermediates.
-        alias_bytes: outputs that reuse an input's buffer (donated arguments).
-    """
-
-    argument_bytes: int
-    output_bytes: int
-    temp_bytes: int
-    alias_bytes: int
-
-    @property
-    def total_bytes(self) -> int:
-        """Arguments, outputs and temporaries, with aliased buffers counted once."""
-        return self.argument_bytes + self.output_bytes + self.temp_bytes - self.alias_bytes
+# One record type for XLA's buffer sizes across the package.
+MemoryStats = Memory
 
 
 def compiled_memory(jitted_fn, *args, **kwargs) -> MemoryStats | None:
@@ -55,15 +36,7 @@ def compiled_memory(jitted_fn, *args, **kwargs) -> MemoryStats | None:
     """
     if not hasattr(jitted_fn, "lower"):
         raise TypeError(f"jitted_fn must be wrapped in jax.jit, got {type(jitted_fn).__name__}; pass jax.jit(fn)")
-    analysis = jitted_fn.lower(*args, **kwargs).compile().memory_analysis()
-    if analysis is None:
-        return None
-    return MemoryStats(
-        argument_bytes=int(analysis.argument_size_in_bytes),
-        output_bytes=int(analysis.output_size_in_bytes),
-        temp_bytes=int(analysis.temp_size_in_bytes),
-        alias_bytes=int(analysis.alias_size_in_bytes),
-    )
+    return memory_analysis(jitted_fn.lower(*args, **kwargs).compile())
 
 
 def train_step_memory(train_step, state, batch_size: int, seq_len: int, *, loss_weight: bool = False) -> MemoryStats | None:

@@ -59,7 +59,8 @@ def test_compiled_memory_rejects_plain_function():
 
 
 def test_memory_stats_total():
-    assert MemoryStats(argument_bytes=10, output_bytes=6, temp_bytes=100, alias_bytes=6).total_bytes == 110
+    stats = MemoryStats(argument_bytes=10, output_bytes=6, temp_bytes=100, alias_bytes=6, generated_code_bytes=0)
+    assert stats.total_bytes == 110
     assert megabytes(2_500_000) == 2.5
 
 
