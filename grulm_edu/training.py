@@ -4,8 +4,8 @@ The optimizer is an optax chain: global-norm clipping, then AdamW whose
 learning rate follows linear warmup and cosine decay
 (`optax.warmup_cosine_decay_schedule`). Schedule lengths count optimizer
 updates. Weight decay applies to weight matrices only: biases never decay,
-and neither do embedding rows, because decoupled decay shrinks every row on
-every update while a rare character's row gets a gradient only when that
+and neither do embedding rows. Decoupled decay shrinks every row on every
+update, while a rare character's row gets a gradient only when that
 character appears, so rare characters would fade toward zero.
 
 Gradient accumulation wraps the chain in `optax.MultiSteps`: ``k``
@@ -399,8 +399,8 @@ _STEP_CACHE: dict = {}
 
 def _cached_train_step(config: TrainConfig):
     # Reuse the jitted step across fit calls with the same config, so training
-    # in chunks (fit(..., state=..., until=...)) compiles once. The key holds
-    # the builder too, so a replaced make_train_step is never bypassed.
+    # in chunks (fit(..., state=..., until=...)) compiles once. The key also
+    # contains the builder, so a replaced make_train_step is never bypassed.
     key = (config, make_train_step)
     if key not in _STEP_CACHE:
         if len(_STEP_CACHE) >= 16:
@@ -479,7 +479,10 @@ def fit(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=last_update, initial=int(state.updates), unit="step", dynamic_ncols=True)
-    write = (bar.write if bar is not None else print) if log is True else log
+    if log is True:
+        write = bar.write if bar is not None else print
+    else:
+        write = log
     writer = RunLogWriter(log_path, append=resumed) if log_path is not None else None
 
     orders: dict[int, np.ndarray] = {}
