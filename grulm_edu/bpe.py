@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from grulm_edu.chars import check_ids
+
 __all__ = [
     "SPLIT_PATTERN",
     "FORMAT_VERSION",
@@ -310,16 +312,7 @@ class BPETokenizer:
 
     def decode_bytes(self, ids) -> bytes:
         """Concatenate the bytes of `ids`, a 1-D sequence of ints."""
-        ids = np.asarray(ids)
-        if ids.ndim != 1:
-            raise ValueError(f"decode expects a 1-D sequence of ids, got shape {ids.shape}")
-        if ids.size and not np.issubdtype(ids.dtype, np.integer):
-            raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
-        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
-            raise ValueError(
-                f"ids must lie in [0, {self.vocab_size}), got values from {int(ids.min())} "
-                f"to {int(ids.max())}; were they made by a tokenizer with more merges?"
-            )
+        ids = check_ids(ids, self.vocab_size, hint="; were they made by a tokenizer with more merges?")
         return b"".join(self.vocab[i] for i in ids.tolist())
 
     def decode(self, ids) -> str:

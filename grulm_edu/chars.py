@@ -14,10 +14,30 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["CharTokenizer", "UNKNOWN_ID", "UNKNOWN_CHAR"]
+__all__ = ["CharTokenizer", "UNKNOWN_ID", "UNKNOWN_CHAR", "check_ids"]
 
 UNKNOWN_ID = 0
 UNKNOWN_CHAR = "\ufffd"
+
+
+def check_ids(ids, vocab_size: int, hint: str = "") -> np.ndarray:
+    """Return `ids` as a 1-D integer array, or raise naming what is wrong with it.
+
+    Raises:
+        ValueError: `ids` is not 1-D, or a value lies outside ``[0, vocab_size)``
+            (`hint` is appended to that message).
+        TypeError: `ids` are not integers.
+    """
+    ids = np.asarray(ids)
+    if ids.ndim != 1:
+        raise ValueError(f"decode expects a 1-D sequence of ids, got shape {ids.shape}")
+    if ids.size and not np.issubdtype(ids.dtype, np.integer):
+        raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise ValueError(
+            f"ids must lie in [0, {vocab_size}), got values from {int(ids.min())} to {int(ids.max())}{hint}"
+        )
+    return ids
 
 
 class CharTokenizer:
@@ -79,16 +99,7 @@ class CharTokenizer:
 
     def decode(self, ids) -> str:
         """Decode a sequence of ids to text; id 0 becomes U+FFFD."""
-        ids = np.asarray(ids)
-        if ids.ndim != 1:
-            raise ValueError(f"decode expects a 1-D sequence of ids, got shape {ids.shape}")
-        if ids.size and not np.issubdtype(ids.dtype, np.integer):
-            raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
-        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
-            raise ValueError(
-                f"ids must lie in [0, {self.vocab_size}), got values from "
-                f"{int(ids.min())} to {int(ids.max())}"
-            )
+        ids = check_ids(ids, self.vocab_size)
         table = (UNKNOWN_CHAR,) + self.chars
         return "".join(table[i] for i in ids.tolist())
 
