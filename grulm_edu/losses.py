@@ -71,6 +71,21 @@ def masked_loss_sum(losses: jax.Array, mask: jax.Array | None = None) -> tuple[j
     return total, jnp.sum(keep).astype(jnp.float32)
 
 
+def _check_labels(targets, vocab_size: int) -> None:
+    # Out-of-range labels would silently index past the logits, so check them
+    # whenever their values are known (not while tracing under jax.jit).
+    if isinstance(targets, jax.core.Tracer):
+        return
+    if not jnp.issubdtype(jnp.asarray(targets).dtype, jnp.integer):
+        raise TypeError(f"targets must be integer ids, got dtype {jnp.asarray(targets).dtype}")
+    low, high = int(jnp.min(targets)), int(jnp.max(targets))
+    if low < 0 or high >= vocab_size:
+        raise ValueError(
+            f"targets must lie in [0, {vocab_size}) (the vocabulary size V), got values from {low} to {high}; "
+            f"encode the labels with the same tokenizer as the model"
+        )
+
+
 def cross_entropy(logits: jax.Array, targets: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """Token-weighted mean cross-entropy in nats, over tokens where `mask` is 1.
 
@@ -84,6 +99,7 @@ def cross_entropy(logits: jax.Array, targets: jax.Array, mask: jax.Array | None 
             f"logits {logits.shape} and targets {targets.shape} disagree: logits must "
             f"be targets.shape + (V,)"
         )
+    _check_labels(targets, logits.shape[-1])
     total, count = masked_loss_sum(token_cross_entropy(logits, targets), mask)
     # An all-masked batch gives 0 / 0; report 0 instead of nan.
     return total / jnp.maximum(count, 1.0)

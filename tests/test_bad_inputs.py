@@ -66,6 +66,9 @@ CASES = [
     ("prepare-empty-val", lambda tmp: prepare(Splits("abc" * 50, "", "abc"), 2, 4), ValueError, "must not be empty"),
     # losses
     ("ce-shape-mismatch", lambda tmp: cross_entropy(jnp.zeros((2, 3, 4)), jnp.zeros((3, 2), jnp.int32)), ValueError, r"\(2, 3, 4\).*\(3, 2\)"),
+    ("labels-outside-vocabulary", lambda tmp: cross_entropy(jnp.zeros((1, 2, 4)), jnp.array([[1, 4]])), ValueError, r"\[0, 4\).*from 1 to 4"),
+    ("labels-negative", lambda tmp: cross_entropy(jnp.zeros((1, 2, 4)), jnp.array([[-1, 0]])), ValueError, "from -1 to 0"),
+    ("labels-float", lambda tmp: cross_entropy(jnp.zeros((1, 2, 4)), jnp.array([[1.0, 0.0]])), TypeError, "integer ids"),
     ("mask-shape-mismatch", lambda tmp: masked_loss_sum(jnp.zeros((2, 3)), jnp.ones((3, 2))), ValueError, r"mask shape \(3, 2\)"),
     ("bpc-zero-chars", lambda tmp: bits_per_character(10.0, 0), ValueError, "got 0"),
     # model
