@@ -1,8 +1,8 @@
 """Run benchmark contenders in separate worker processes, interleaved.
 
 Each contender is a worker process (its own framework, its own thread pool)
-that warms up once, then answers ``run N`` on stdin with the seconds N steps
-took. The parent sends one ``run`` to each worker in turn, round after round,
+that warms up once, then replies to ``run N`` on stdin with the seconds N
+steps took. The parent sends one ``run`` to each worker in turn, round after round,
 so slow drift of the machine (other load, frequency changes) hits every
 contender alike. PyTorch and XLA share no process: in one process their
 thread pools fight over the cores.
@@ -50,7 +50,7 @@ class Worker:
 
 
 def serve(warm_up: Callable[[], str], step: Callable[[int], float]) -> None:
-    """Worker side: print `warm_up()`'s line, then answer each ``run N`` with ``step(N)`` seconds."""
+    """Serve the worker side: print `warm_up()`'s line, then reply to each ``run N`` with ``step(N)`` seconds."""
     print(warm_up(), flush=True)
     for line in sys.stdin:
         command = line.split()

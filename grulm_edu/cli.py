@@ -49,7 +49,10 @@ def _float_in(low: float, high: float | None, *, low_open: bool = False, high_op
         too_high = high is not None and (value >= high if high_open else value > high)
         if not math.isfinite(value) or too_low or too_high:
             left = "(" if low_open else "["
-            right = (")" if high_open else "]") if high is not None else ")"
+            if high is None or high_open:
+                right = ")"
+            else:
+                right = "]"
             raise argparse.ArgumentTypeError(
                 f"expected a number in {left}{low}, {high if high is not None else 'inf'}{right}, got {text}"
             )

@@ -1,8 +1,8 @@
 """Data parallelism through JAX sharding: one mesh axis over the batch.
 
 `data_mesh` builds a one-axis `jax.sharding.Mesh` named ``"data"`` over the
-available devices; `shard_batches` places precomputed batches so that the
-batch axis ``B`` is split across that axis; `replicate` copies parameters and
+available devices. `shard_batches` places precomputed batches so that the
+batch axis ``B`` is split across that axis. `replicate` copies parameters and
 optimizer state to every device. The jitted train step then runs unchanged:
 XLA partitions it and inserts the gradient all-reduce. The same code runs on
 simulated CPU devices (``XLA_FLAGS=--xla_force_host_platform_device_count=8``),
@@ -20,7 +20,7 @@ __all__ = ["data_mesh", "shard_batches", "replicate"]
 
 
 def data_mesh(devices=None) -> Mesh:
-    """A one-axis mesh named ``"data"`` over `devices` (default: all of them)."""
+    """Build a one-axis mesh named ``"data"`` over `devices` (default: all of them)."""
     devices = jax.devices() if devices is None else list(devices)
     return Mesh(np.array(devices), ("data",))
 

@@ -39,7 +39,7 @@ def _forward_scan(W_hh, b_hh, gi_all, h0):
 
 @jax.custom_vjp
 def gru_recurrence(W_hh: jax.Array, b_hh: jax.Array, gi_all: jax.Array, h0: jax.Array) -> jax.Array:
-    """All states ``(T, B, H)`` from time-major input projections ``gi_all (T, B, 3H)`` and ``h0 (B, H)``."""
+    """Compute all states ``(T, B, H)`` from time-major input projections ``gi_all (T, B, 3H)`` and ``h0 (B, H)``."""
     return _forward_scan(W_hh, b_hh, gi_all, h0)[0]
 
 

@@ -114,9 +114,9 @@ def perplexity(losses: jax.Array, mask: jax.Array | None = None) -> jax.Array:
 def bits_per_character(total_nats: float, num_chars: int) -> float:
     """Convert a summed loss in nats over a text of `num_chars` characters to bits per character.
 
-    With a character tokenizer this is the mean loss divided by ``ln 2``; with
-    a subword tokenizer it divides by characters, not tokens, so models with
-    different tokenizers can be compared.
+    With a character tokenizer this is the mean loss divided by ``ln 2``. With
+    a subword tokenizer it divides by characters, not tokens, so that models
+    with different tokenizers can be compared.
     """
     if num_chars <= 0:
         raise ValueError(f"num_chars must be positive, got {num_chars}")

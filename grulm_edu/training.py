@@ -240,7 +240,7 @@ def make_train_step(config: TrainConfig, optimizer: optax.GradientTransformation
         loss_weight: factor on the batch's summed loss; None means ``1 / tokens``
             (the mean). Under accumulation pass `micro_batch_loss_weight`.
 
-    `metrics` holds the batch's summed loss and token count, its mean loss,
+    `metrics` contains the batch's summed loss and token count, its mean loss,
     the norm of the gradient the optimizer receives (before clipping; the
     accumulated one under accumulation), the learning rate of the update,
     whether an update was applied, and whether the step was skipped.

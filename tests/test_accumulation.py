@@ -92,7 +92,8 @@ def test_k_micro_batches_equal_one_big_batch(batches, key):
     for a, b in zip(jax.tree_util.tree_leaves(big_state.params), jax.tree_util.tree_leaves(state.params)):
         np.testing.assert_allclose(a, b, atol=1e-6)
     np.testing.assert_allclose(metrics["grad_norm"], big_metrics["grad_norm"], rtol=1e-5)
-    assert int(state.updates) == 1 and int(state.step) == 4
+    assert int(state.updates) == 1
+    assert int(state.step) == 4
 
 
 def test_fit_with_accumulation_logs_updates(batches, key):
@@ -100,7 +101,8 @@ def test_fit_with_accumulation_logs_updates(batches, key):
     params = init_params(key, ModelConfig(vocab, embed_size=6, hidden_size=10))
     config = TrainConfig(batch_size=8, seq_len=12, num_steps=6, warmup_steps=2, accumulation_steps=3, log_interval=3)
     state, history = fit(params, train, None, config)
-    assert int(state.updates) == 6 and int(state.step) == 18
+    assert int(state.updates) == 6
+    assert int(state.step) == 18
     assert history.step.tolist() == [1, 2, 3, 4, 5, 6]
     expected_lr = [float(optax.warmup_cosine_decay_schedule(0.0, 3e-3, 2, 6, 3e-4)(u)) for u in range(6)]
     np.testing.assert_allclose(history.lr, expected_lr, rtol=1e-5)

@@ -1,4 +1,4 @@
-"""Checkers with right and wrong answers; widget callbacks called directly."""
+"""Checkers given correct and incorrect solutions, and widget callbacks called directly."""
 
 import math
 
@@ -88,7 +88,8 @@ def test_explorer_builds_controls(capsys):
     box = softmax_loss_explorer()
     controls = box.children[0].children
     slider = next(c for c in controls if isinstance(c, ipywidgets.FloatSlider))
-    assert slider.value == 1.0 and slider.continuous_update is False
+    assert slider.value == 1.0
+    assert slider.continuous_update is False
     assert any(isinstance(c, ipywidgets.Dropdown) for c in controls)
     # Without a kernel the Output widget cannot capture, so the callback's
     # text reaches stdout: moving the slider re-runs it.
@@ -107,4 +108,5 @@ def test_experiment_shows_callback_errors(capsys):
 
     experiment(failing, {"x": ipywidgets.IntSlider(value=4)})
     out = capsys.readouterr().out
-    assert "Traceback" in out and "RuntimeError: bad value 4" in out
+    assert "Traceback" in out
+    assert "RuntimeError: bad value 4" in out

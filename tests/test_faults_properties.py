@@ -133,4 +133,5 @@ PARAMS = init_params(jax.random.key(7), ModelConfig(vocab_size=11, embed_size=4,
 def test_generation_stays_in_vocabulary(prompt, temperature, top_k, seed):
     ids = generate(PARAMS, prompt, 16, jax.random.key(seed), temperature=temperature, top_k=top_k)
     assert ids.shape == (16,)
-    assert int(ids.min()) >= 0 and int(ids.max()) < 11
+    assert int(ids.min()) >= 0
+    assert int(ids.max()) < 11

@@ -49,7 +49,8 @@ def test_same_key_same_sample_and_ids_in_range(params, key):
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     assert a.shape == (2, 50)
-    assert int(a.min()) >= 0 and int(a.max()) < 17
+    assert int(a.min()) >= 0
+    assert int(a.max()) < 17
 
 
 def test_top_k_only_draws_from_top_k(key):

@@ -12,7 +12,8 @@ from grulm_edu.training import TrainConfig, fit
 
 def test_compute_dtype_names():
     assert compute_dtype("bfloat16") == jnp.bfloat16
-    assert needs_loss_scaling("float16") and not needs_loss_scaling("bfloat16")
+    assert needs_loss_scaling("float16")
+    assert not needs_loss_scaling("bfloat16")
     with pytest.raises(ValueError, match="unknown precision 'fp8'; choose one of float32, bfloat16, float16"):
         compute_dtype("fp8")
     with pytest.raises(ValueError, match="precision"):

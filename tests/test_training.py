@@ -115,7 +115,9 @@ def test_non_finite_step_is_skipped_bit_identically(tiny, key):
     for old, new in zip(jax.tree_util.tree_leaves((state.params, state.opt_state)),
                         jax.tree_util.tree_leaves((new_state.params, new_state.opt_state))):
         np.testing.assert_array_equal(old, new)
-    assert int(new_state.skipped) == 1 and int(new_state.updates) == 0 and int(new_state.step) == 1
+    assert int(new_state.skipped) == 1
+    assert int(new_state.updates) == 0
+    assert int(new_state.step) == 1
 
 
 def test_fit_stops_on_repeated_non_finite(tiny, key):
@@ -135,7 +137,8 @@ def test_fit_loss_falls_and_is_reproducible(tiny, key):
     _, history = fit(params, train, val, config, log=lines.append)
     assert history.loss[-5:].mean() < 0.7 * history.loss[:5].mean()
     assert history.val_loss[-1] < history.val_loss[0]
-    assert len(lines) == 2 and lines[0].startswith("step 20/40 | loss ")
+    assert len(lines) == 2
+    assert lines[0].startswith("step 20/40 | loss ")
     assert history.step.tolist() == list(range(1, 41))
     np.testing.assert_allclose(history.lr[5], config.learning_rate, rtol=1e-6)
     _, again = fit(params, train, val, config)

@@ -33,9 +33,10 @@ def experiment(
         controls: name -> ipywidgets control; the name is the callback's
             keyword argument.
         run_button: when True, the callback runs only on a click of "Run"
-            (for slow experiments), not when the widget is built, because the
-            notebook already shows the default state as a static figure;
-            otherwise it runs once at once and again on every released change.
+            (for slow experiments). It does not run when the widget is built,
+            because the notebook already shows the default state as a static
+            figure. When False, it runs once at build time and again on every
+            released change.
         description: a line of text shown above the controls.
 
     Returns:
