@@ -3,14 +3,23 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The browser test drives this Chromium; BROWSER=0 skips installing it and the test.
+CHROMIUM ?= /usr/bin/chromium
+BROWSER ?= 1
 
 .PHONY: demo test install install-dev notebooks clean
 
 demo: $(VENV)/.installed
 	$(BIN)/python -m grulm_edu train
 
+ifeq ($(BROWSER),1)
+test: $(VENV)/.installed-dev
+	tools/install_chromium.sh $(CHROMIUM)
+	GRULM_EDU_BROWSER_TEST=required GRULM_EDU_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
+else
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
+endif
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
