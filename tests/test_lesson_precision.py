@@ -46,7 +46,6 @@ def test_measure_train_step_params_stay_float32():
     assert list(costs) == ["float32", "bfloat16"]
     assert costs["bfloat16"].param_bytes == costs["float32"].param_bytes
     assert costs["bfloat16"].argument_bytes == costs["float32"].argument_bytes
-    assert costs["bfloat16"].temp_bytes < costs["float32"].temp_bytes
     for cost in costs.values():
         assert cost.best_s <= cost.step_s
 
