@@ -82,6 +82,10 @@ def bench_peers(train_text: str, encode_text: str, tokenizer: BPETokenizer, repe
         hf = train_hf()
         report(f"tokenizers {tokenizers.__version__}: encode corpus", measure(lambda: hf.encode(encode_text), repeats),
                megabytes)
+        # Its batch API spreads a list of strings over its thread pool: one string per line of the corpus.
+        lines = encode_text.splitlines(keepends=True)
+        report(f"tokenizers {tokenizers.__version__}: encode_batch, {len(lines):,} lines",
+               measure(lambda: hf.encode_batch(lines), repeats), megabytes)
 
     try:
         import tiktoken
