@@ -197,12 +197,14 @@ OPEN = """async (name) => {
     await window.jupyterapp.commands.execute("docmanager:open", { path: name, factory: "Notebook" });
 }"""
 
+# Shut the kernel down, then close the tab's notebook. The race keeps the
+# returned promise bounded if the shutdown reply never arrives.
 CLOSE = """async () => {
     const panel = window.jupyterapp.shell.currentWidget;
-    if (panel && panel.sessionContext) {
-        await panel.sessionContext.shutdown();
-        panel.dispose();
-    }
+    if (!panel || !panel.sessionContext) return;
+    const shutdown = panel.sessionContext.shutdown().catch(() => undefined);
+    await Promise.race([shutdown, new Promise((resolve) => setTimeout(resolve, 10000))]);
+    panel.dispose();
 }"""
 
 RUN_ALL = """async () => {
