@@ -61,11 +61,20 @@ def _float_in(low: float, high: float | None, *, low_open: bool = False, high_op
     return parse
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show each option's default, except None: the help text of those options describes what happens without them."""
+
+    def _get_help_string(self, action):
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from grulm_edu.training import TrainConfig
 
     defaults = TrainConfig()
-    formatter = argparse.ArgumentDefaultsHelpFormatter
+    formatter = _DefaultsFormatter
     parser = argparse.ArgumentParser(
         prog="python -m grulm_edu",
         description="Train a character-level GRU language model and sample from it.",
@@ -118,7 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_sampling_options(parser: argparse.ArgumentParser, sample_length: int) -> None:
     group = parser.add_argument_group("sampling")
-    group.add_argument("--prompt", default=DEFAULT_PROMPT, help="text the sample continues (every character must be in the vocabulary)")
+    group.add_argument(
+        "--prompt",
+        help="text the sample continues; every character must be in the vocabulary "
+        "(default: 'ROMEO:' and a newline when the vocabulary has those characters, else a newline)",
+    )
     group.add_argument("--length", type=_non_negative_int, default=sample_length, help="characters to generate (0 skips sampling)")
     group.add_argument("--temperature", type=_float_in(0, None), default=0.8, help="sampling temperature; 0 is greedy")
     group.add_argument("--top-k", type=_positive_int, default=None, help="sample among the k most likely characters (default: all)")
@@ -137,10 +150,23 @@ def _load_splits(corpus: str | None):
     return split_text(read_text_file(corpus)), corpus
 
 
+def _default_prompt(tokenizer) -> str:
+    """Return DEFAULT_PROMPT when the vocabulary has its characters, else a newline (or the first character)."""
+    if all(c in tokenizer.chars for c in DEFAULT_PROMPT):
+        return DEFAULT_PROMPT
+    return "\n" if "\n" in tokenizer.chars else tokenizer.chars[0]
+
+
 def _encode_prompt(tokenizer, args):
-    """Validate --top-k and --prompt against the vocabulary, then encode the prompt."""
+    """Validate --top-k and --prompt against the vocabulary, then encode the prompt.
+
+    Without --prompt, `args.prompt` is set to `_default_prompt`, which uses
+    only characters of the vocabulary.
+    """
     if args.top_k is not None and args.top_k > tokenizer.vocab_size:
         raise UsageError(f"--top-k {args.top_k} is larger than the vocabulary ({tokenizer.vocab_size}); pick at most that")
+    if args.prompt is None:
+        args.prompt = _default_prompt(tokenizer)
     if not args.prompt:
         raise UsageError("--prompt must not be empty; give at least one character")
     unknown = sorted({c for c in args.prompt if c not in tokenizer.chars})
@@ -250,8 +276,10 @@ def cmd_train(args) -> int:
     start = time.perf_counter()
     exit_code = 0
     try:
+        # Only a resumed run continues the old state and appends to its log; a new run starts both afresh.
         state, history = fit(state.params, prepared.train, prepared.val, train_config,
-                             state=state, progress=not args.no_progress, log=True, log_path=log_path)
+                             state=state if args.resume else None, progress=not args.no_progress,
+                             log=True, log_path=log_path)
     except NonFiniteError as error:
         print(f"error: {error}", file=sys.stderr)
         state, history, exit_code = error.state, error.history, 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import json
 import math
 import os
 import pathlib
@@ -453,3 +454,28 @@ def test_bad_input_exits_with_status_two(argv, fragments, bad_input_paths, tmp_p
         assert fragment in error_lines[0]
     assert stdout == ""
     assert tree_snapshot(tmp_path) == before, "a rejected command must not write anything"
+
+
+def test_own_corpus_without_prompt_samples_from_newline(tmp_path, capsys):
+    corpus = tmp_path / "lower.txt"
+    corpus.write_text("but soft, what light through yonder window breaks?\n" * 80, encoding="utf-8")
+    code, out, err = run_cli(["train", "--corpus", str(corpus), "--out", str(tmp_path / "run"),
+                              "--length", "20", *SMALL_TRAIN_ARGS], capsys)
+    assert code == 0, err
+    sample = out.split("temperature 0.8):\n", 1)[1]
+    assert sample.startswith("\n")
+    assert len(sample.rstrip("\n")) > 0
+
+
+def test_new_run_replaces_old_log(tmp_path, capsys):
+    corpus = tmp_path / "small.txt"
+    corpus.write_text(SMALL_CORPUS, encoding="utf-8")
+    out = tmp_path / "run"
+    for steps in ("5", "3"):
+        args = ["train", "--corpus", str(corpus), "--out", str(out), "--length", "0", *SMALL_TRAIN_ARGS, "--steps", steps]
+        code, _, err = run_cli(args, capsys)
+        assert code == 0, err
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text(encoding="utf-8").splitlines()]
+    train_steps = [record["step"] for record in records if record["kind"] == "train"]
+    assert train_steps.count(1) == 1
+    assert max(train_steps) == 3
