@@ -32,7 +32,7 @@ def _forward_scan(W_ih, b_ih, W_hh, b_hh, xs, h0):
 
     Returns the float32 states ``(T, B, H)`` and the gate values the backward
     pass needs. The weights and `xs` are in the compute dtype, so the matmuls
-    run in it; the gates and the carried state are float32, as in
+    run in it. The gates and the carried state are float32, as in
     `gru_layer_scan`.
     """
     H = W_hh.shape[0]

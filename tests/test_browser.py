@@ -10,7 +10,7 @@ traceback fails the notebook.
 
 Two notebooks run at a time, in two tabs. Kernels spend much of their time in
 single-threaded Python and XLA compilation, so the second tab uses the second
-core; on 2 cores a third tab gained nothing.
+core. On 2 cores a third tab gained nothing.
 The browser is Debian's ``chromium`` (``make test`` installs it); where it or
 Playwright is missing the test skips, unless ``GRULM_EDU_BROWSER_TEST=required``
 (set by ``make test``), which turns the skip into a failure.
@@ -52,16 +52,6 @@ RUN_ALL_TIMEOUT_S = 150
 CHANGE_TIMEOUT_S = 60
 
 
-def widget_notebooks() -> list[str]:
-    """Names of the notebooks whose stored outputs contain a widget view."""
-    names = []
-    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
-        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-        if any(WIDGET_MIME in output.get("data", {}) for cell in cells for output in cell.get("outputs", [])):
-            names.append(path.name)
-    return names
-
-
 def widget_cell_indices(name: str) -> list[int]:
     """Positions (among all cells) of the cells whose stored output is a widget."""
     cells = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))["cells"]
@@ -70,6 +60,11 @@ def widget_cell_indices(name: str) -> list[int]:
         for i, cell in enumerate(cells)
         if any(WIDGET_MIME in output.get("data", {}) for output in cell.get("outputs", []))
     ]
+
+
+def widget_notebooks() -> list[str]:
+    """Names of the notebooks whose stored outputs contain a widget view."""
+    return [path.name for path in sorted(NOTEBOOKS.glob("*.ipynb")) if widget_cell_indices(path.name)]
 
 
 def _missing_tools() -> str | None:
@@ -167,7 +162,7 @@ def lab(tmp_path_factory):
                     break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"JupyterLab did not start; its log: {(root / 'jupyterlab.log').read_text()[-2000:]}")
+                    pytest.fail(f"JupyterLab failed to start within 60 s; end of its log: {(root / 'jupyterlab.log').read_text()[-2000:]}")
                 time.sleep(0.5)
         yield {"base": base, "token": token}
     finally:
